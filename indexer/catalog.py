@@ -657,6 +657,12 @@ class Catalog:
                 self._write("DELETE FROM photo_tags WHERE tag_key = ? AND state = 'suggested'",
                             (key,))
 
+    def searchable_stamp(self) -> tuple[int, int]:
+        """(vectors generation, photos with status ok): changes whenever the set of
+        searchable vectors may have; cheaper than counting embeddings."""
+        row = self._one("SELECT COUNT(*) FROM photos WHERE status = 'ok'")
+        return self.vectors_generation(), int(row[0]) if row else 0
+
     def tag_state_counts(self) -> dict[str, dict[str, int]]:
         """Per tag: how many searchable photos have it suggested, accepted, rejected."""
         counts: dict[str, dict[str, int]] = {}
@@ -669,23 +675,21 @@ class Catalog:
 
     def tag_vectors(self, model_id: str) -> dict[str, TagVectorRow]:
         return {
-            row[0]: TagVectorRow(row[0], row[1], row[2], blob_to_vector(row[3]).copy(),
-                                 row[4], row[5], row[6])
+            row[0]: TagVectorRow(row[0], row[1], row[2], blob_to_vector(row[3]).copy())
             for row in self._rows(
-                "SELECT tag_key, model_id, source_sha, vector, center, scale, calibrated_n "
-                "FROM tag_vectors WHERE model_id = ?", (model_id,))
+                "SELECT tag_key, model_id, source_sha, vector FROM tag_vectors "
+                "WHERE model_id = ?", (model_id,))
         }
 
     def save_tag_vectors(self, rows: Sequence[TagVectorRow]) -> None:
         stamp = now_iso()
         self._write_many(
-            "INSERT INTO tag_vectors(tag_key, model_id, source_sha, vector, center, scale, "
-            "calibrated_n, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(tag_key, model_id) DO UPDATE SET source_sha = excluded.source_sha, "
-            "vector = excluded.vector, center = excluded.center, scale = excluded.scale, "
-            "calibrated_n = excluded.calibrated_n, updated_at = excluded.updated_at",
-            [(r.tag_key, r.model_id, r.source_sha, vector_to_blob(r.vector), r.center, r.scale,
-              r.calibrated_n, stamp) for r in rows],
+            "INSERT INTO tag_vectors(tag_key, model_id, source_sha, vector, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(tag_key, model_id) DO UPDATE SET "
+            "source_sha = excluded.source_sha, vector = excluded.vector, "
+            "updated_at = excluded.updated_at",
+            [(r.tag_key, r.model_id, r.source_sha, vector_to_blob(r.vector), stamp)
+             for r in rows],
         )
 
     def tag_models(self, model_id: str) -> dict[str, StoredTagModel]:
@@ -711,18 +715,21 @@ class Catalog:
     def delete_tag_model(self, key: str) -> None:
         self._write("DELETE FROM tag_models WHERE tag_key = ?", (key,))
 
-    def tag_examples(self, key: str) -> tuple[list[int], list[int]]:
-        """(accepted, rejected) searchable photo ids with an embedding, for training."""
-        accepted: list[int] = []
-        rejected: list[int] = []
-        for photo_id, state in self._rows(
-            "SELECT pt.photo_id, pt.state FROM photo_tags pt JOIN photos p ON p.id = "
-            "pt.photo_id AND p.status = 'ok' JOIN embeddings e ON e.photo_id = pt.photo_id "
-            "WHERE pt.tag_key = ? AND pt.state IN ('accepted', 'rejected') ORDER BY pt.photo_id",
-            (key,),
+    def tag_examples(self, key: str | None = None) -> dict[str, tuple[list[int], list[int]]]:
+        """Per tag (or for one): (accepted, rejected) searchable photo ids that have an
+        embedding — what the tagger learns from."""
+        where, params = ("AND pt.tag_key = ?", (key,)) if key is not None else ("", ())
+        examples: dict[str, tuple[list[int], list[int]]] = {}
+        for tag_key, photo_id, state in self._rows(
+            "SELECT pt.tag_key, pt.photo_id, pt.state FROM photo_tags pt JOIN photos p "
+            "ON p.id = pt.photo_id AND p.status = 'ok' JOIN embeddings e ON e.photo_id = "
+            f"pt.photo_id WHERE pt.state IN ('accepted', 'rejected') {where} "
+            "ORDER BY pt.tag_key, pt.photo_id",
+            params,
         ):
+            accepted, rejected = examples.setdefault(tag_key, ([], []))
             (accepted if state == "accepted" else rejected).append(photo_id)
-        return accepted, rejected
+        return examples
 
     def embeddings_for(self, photo_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of those photos that have an embedding, in the order asked."""
@@ -935,6 +942,179 @@ class Catalog:
 
     # ---------------------------------------------------- trash and duplicates
     # (issue 4: trash journal, duplicate decisions, quality listings)
+    def photos_with_embeddings(self, flt: PhotoFilter) -> tuple[list[Photo], np.ndarray]:
+        """Searchable photos matching a filter and their vectors, rows aligned, for the
+        duplicate pass. Tags are left out: only the few photos in groups need them."""
+        where, params = self._filter_sql(flt)
+        rows = self._rows(
+            f"SELECT {_PHOTO_COLUMNS}, e.vector FROM {_PHOTO_FROM} "
+            f"JOIN embeddings e ON e.photo_id = p.id WHERE {where} ORDER BY p.id",
+            params,
+        )
+        photos = [_photo_from_row(row[:-1]) for row in rows]
+        if not rows:
+            return photos, np.zeros((0, 0), dtype=np.float32)
+        return photos, np.vstack([blob_to_vector(row[-1]) for row in rows])
+
+    def photos_below(
+        self, flt: PhotoFilter, measure: str, below: float, limit: int | None = None
+    ) -> list[tuple[Photo, float]]:
+        """Searchable photos whose quality `measure` (sharpness, brightness or pixels) is
+        under `below`, lowest first, with the value."""
+        expressions = {
+            "sharpness": "p.sharpness",
+            "brightness": "p.brightness",
+            "pixels": "(p.width * p.height)",
+        }
+        if measure not in expressions:
+            raise CatalogError(f"unknown quality measure {measure!r}")
+        expr = expressions[measure]
+        where, params = self._filter_sql(flt)
+        rows = self._rows(
+            f"SELECT p.id, {expr} FROM {_PHOTO_FROM} WHERE {where} AND {expr} IS NOT NULL "
+            f"AND {expr} < ? ORDER BY {expr}, p.id LIMIT ?",
+            [*params, below, -1 if limit is None else int(limit)],
+        )
+        photos = self.photos_by_ids([r[0] for r in rows])
+        return [(photos[r[0]], float(r[1])) for r in rows if r[0] in photos]
+
+    def merge_accepted_tags(self, keeper_id: int, other_ids: Sequence[int]) -> list[str]:
+        """Give the keeper of a duplicate group every tag a person accepted on the others,
+        so removing copies never loses a tag. A tag the keeper has explicitly rejected
+        stays rejected."""
+        others = [int(i) for i in other_ids if int(i) != int(keeper_id)]
+        if not others:
+            return []
+        marks = ",".join("?" * len(others))
+        with self.transaction():
+            keys = [
+                row[0]
+                for row in self._rows(
+                    f"SELECT DISTINCT tag_key FROM photo_tags WHERE state = 'accepted' "
+                    f"AND photo_id IN ({marks}) AND tag_key NOT IN (SELECT tag_key FROM "
+                    "photo_tags WHERE photo_id = ? AND state IN ('accepted', 'rejected')) "
+                    "ORDER BY tag_key",
+                    [*others, int(keeper_id)],
+                )
+            ]
+            stamp = now_iso()
+            for key in keys:
+                self._write(
+                    "INSERT INTO photo_tags(photo_id, tag_key, state, score, source, "
+                    "updated_at) VALUES (?, ?, 'accepted', NULL, 'duplicate', ?) "
+                    "ON CONFLICT(photo_id, tag_key) DO UPDATE SET state = 'accepted', "
+                    "source = 'duplicate', updated_at = excluded.updated_at",
+                    (int(keeper_id), key, stamp),
+                )
+        return keys
+
+    def record_duplicate_decision(
+        self, keeper_id: int, trashed_ids: Sequence[int], strictness: str
+    ) -> int:
+        return self._write(
+            "INSERT INTO duplicate_decisions(keeper_id, trashed_ids, strictness, decided_at) "
+            "VALUES (?, ?, ?, ?)",
+            (int(keeper_id), json.dumps([int(i) for i in trashed_ids]), strictness,
+             now_iso()),
+        ).lastrowid
+
+    _TRASH_COLUMNS = (
+        "t.id, t.photo_id, t.original_path, t.trash_path, t.size, t.content_hash, t.state, "
+        "t.reason, t.journaled_at, t.moved_at, t.restored_at, t.emptied_at, c.name"
+    )
+    _TRASH_KEYS = (
+        "id", "photo_id", "original_path", "trash_path", "size", "content_hash", "state",
+        "reason", "journaled_at", "moved_at", "restored_at", "emptied_at", "client",
+    )
+    _TRASH_FROM = (
+        "trash t LEFT JOIN photos p ON p.id = t.photo_id "
+        "LEFT JOIN clients c ON c.id = p.client_id"
+    )
+
+    def journal_trash(
+        self, photo_id: int, original_path: str, trash_path: str, size: int,
+        content_hash: str, reason: str | None,
+    ) -> int:
+        """Write down a move into the trash *before* it happens (state 'moving'), so an
+        interruption can be completed or rolled back on the next start."""
+        return self._write(
+            "INSERT INTO trash(photo_id, original_path, trash_path, size, content_hash, "
+            "state, reason, journaled_at) VALUES (?, ?, ?, ?, ?, 'moving', ?, ?)",
+            (int(photo_id), original_path, trash_path, size, content_hash, reason, now_iso()),
+        ).lastrowid
+
+    def trash_entry(self, trash_id: int) -> dict | None:
+        row = self._one(
+            f"SELECT {self._TRASH_COLUMNS} FROM {self._TRASH_FROM} WHERE t.id = ?",
+            (int(trash_id),),
+        )
+        return dict(zip(self._TRASH_KEYS, row, strict=True)) if row else None
+
+    def trash_entries(self, states: Sequence[str]) -> list[dict]:
+        """Journal entries in any of `states`, oldest first."""
+        marks = ",".join("?" * len(states)) or "NULL"
+        return [
+            dict(zip(self._TRASH_KEYS, row, strict=True))
+            for row in self._rows(
+                f"SELECT {self._TRASH_COLUMNS} FROM {self._TRASH_FROM} "
+                f"WHERE t.state IN ({marks}) ORDER BY t.id",
+                list(states),
+            )
+        ]
+
+    def set_trash_state(self, trash_id: int, state: str, expected: Sequence[str]) -> bool:
+        """Move a journal entry to `state` if it is still in one of `expected`."""
+        marks = ",".join("?" * len(expected))
+        cur = self._write(
+            f"UPDATE trash SET state = ? WHERE id = ? AND state IN ({marks})",
+            (state, int(trash_id), *expected),
+        )
+        return cur.rowcount == 1
+
+    def finish_trash(self, trash_id: int) -> None:
+        """The file is in the trash: hide the photo everywhere and drop it from FAISS."""
+        with self.transaction():
+            self._write(
+                "UPDATE trash SET state = 'trashed', moved_at = ? WHERE id = ?",
+                (now_iso(), int(trash_id)),
+            )
+            self._write(
+                "UPDATE photos SET status = 'trashed' WHERE id = "
+                "(SELECT photo_id FROM trash WHERE id = ?)",
+                (int(trash_id),),
+            )
+            self.bump_vectors_generation()
+
+    def finish_restore(self, trash_id: int) -> None:
+        """The file is back at its original path: the photo is searchable again."""
+        with self.transaction():
+            self._write(
+                "UPDATE trash SET state = 'restored', restored_at = ? WHERE id = ?",
+                (now_iso(), int(trash_id)),
+            )
+            self._write(
+                "UPDATE photos SET status = 'ok', missing_since = NULL WHERE status = "
+                "'trashed' AND id = (SELECT photo_id FROM trash WHERE id = ?) AND path = "
+                "(SELECT original_path FROM trash WHERE id = ?)",
+                (int(trash_id), int(trash_id)),
+            )
+            self.bump_vectors_generation()
+
+    def finish_empty(self, trash_id: int) -> None:
+        """The file is deleted for good: forget the photo (vector, tags, text with it)."""
+        with self.transaction():
+            self._write(
+                "UPDATE trash SET state = 'emptied', emptied_at = ? WHERE id = ?",
+                (now_iso(), int(trash_id)),
+            )
+            row = self._one("SELECT photo_id FROM trash WHERE id = ?", (int(trash_id),))
+            photo_id = row[0] if row else None
+            if photo_id is not None:
+                status = self._one("SELECT status FROM photos WHERE id = ?", (photo_id,))
+                if status is not None and status[0] == "trashed":
+                    self._write("UPDATE trash SET photo_id = NULL WHERE photo_id = ?",
+                                (photo_id,))
+                    self._write("DELETE FROM photos WHERE id = ?", (photo_id,))
 
     # ------------------------------------------------------------------- ocr
     # (issue 7: text read from photos, full-text search)

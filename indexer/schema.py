@@ -201,8 +201,8 @@ def build_migrations() -> Migrations:
 
     @migrations(name="0005_tag_vectors")
     def tag_vectors(db: Database) -> None:
-        # Each tag's prior vector per model (prompt ensemble or example prototype) and its
-        # calibration over the library, so refreshing suggestions never re-encodes prompts.
+        # Each tag's prompt-ensemble vector per model, so refreshing suggestions never
+        # re-encodes prompts; `source_sha` says which prompts it was made from.
         db.executescript(
             """
             CREATE TABLE tag_vectors (
@@ -210,9 +210,6 @@ def build_migrations() -> Migrations:
                 model_id TEXT NOT NULL,
                 source_sha TEXT NOT NULL,
                 vector BLOB NOT NULL,
-                center REAL,
-                scale REAL,
-                calibrated_n INTEGER,
                 updated_at TEXT NOT NULL,
                 PRIMARY KEY (tag_key, model_id)
             );

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.library import Library, default_library_dir, open_library
+from indexer.tagging import TagService
 from models import DEFAULT_PRESET, PRESETS, ClipEncoder, load_encoder, preset_from_env
 from search.query import SearchService
 
@@ -63,6 +64,7 @@ class Services:
     library: Library
     _encoder: ClipEncoder | None = field(default=None, repr=False)
     _search: SearchService | None = field(default=None, repr=False)
+    _tags: TagService | None = field(default=None, repr=False)
 
     @property
     def preset(self) -> str:
@@ -85,6 +87,13 @@ class Services:
         if self._search is None:
             self._search = SearchService(self.library, self.encoder)
         return self._search
+
+    @property
+    def tags(self) -> TagService:
+        """Suggested tags and their review; loads the model only to encode new prompts."""
+        if self._tags is None:
+            self._tags = TagService(self.library, self.encoder)
+        return self._tags
 
     def close(self) -> None:
         self.library.close()
