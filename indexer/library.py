@@ -78,4 +78,8 @@ def open_library(path: Path) -> Library:
             (root / sub).mkdir(exist_ok=True)
     except OSError as err:
         raise LibraryError(f"cannot create library folder {root}: {err.strerror}") from err
-    return Library(root=root, catalog=Catalog(root / "catalog.db"))
+    library = Library(root=root, catalog=Catalog(root / "catalog.db"))
+    from indexer.trash import recover_interrupted  # here: trash imports this module
+
+    recover_interrupted(library)  # finish or undo a move to/from the trash a crash cut off
+    return library
