@@ -302,7 +302,9 @@ def _feature_registrars() -> list[Callable[[argparse._SubParsersAction, CommandP
     return registrars
 
 
-FEATURE_COMMAND_MODULES: tuple[str, ...] = ("ui.commands_ocr",)
+FEATURE_COMMAND_MODULES: tuple[str, ...] = (
+    "ui.commands_ocr", "ui.commands_cleanup", "ui.commands_tags",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
