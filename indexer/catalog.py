@@ -167,6 +167,9 @@ _PHOTO_COLUMNS = (
 _PHOTO_FROM = "photos p LEFT JOIN clients c ON c.id = p.client_id"
 
 
+_IDS_CACHE_SIZE = 16  # filters whose matching photo ids are kept (see photo_ids_matching)
+
+
 def _photo_from_row(row: sqlite3.Row | tuple, tags: tuple[str, ...] = ()) -> Photo:
     return Photo(*row, tags=tags)
 
@@ -190,6 +193,7 @@ class Catalog:
         self._conn = conn
         self.db = Database(conn)
         self._lock = threading.RLock()
+        self._ids_cache: dict[PhotoFilter, tuple[tuple, np.ndarray]] = {}
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.db.enable_wal()
         self.db.execute("PRAGMA foreign_keys = ON")
@@ -551,9 +555,28 @@ class Catalog:
         return " AND ".join(clauses), params
 
     def photo_ids_matching(self, flt: PhotoFilter) -> np.ndarray:
-        where, params = self._filter_sql(flt)
-        rows = self._rows(f"SELECT p.id FROM {_PHOTO_FROM} WHERE {where}", params)
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        """Ids of the searchable photos matching ``flt``, as a read-only array.
+
+        Recent answers are reused until the database changes (a write through this
+        connection or a commit by another): fetching a large client's ids costs ~100 ms
+        at 300k photos, a whole search's budget (issue 6, benchmarks/query_latency.py).
+        """
+        with self._lock:
+            version = self._one("PRAGMA data_version")
+            token = (self._conn.total_changes, version[0] if version else None)
+            cache = self._ids_cache
+            hit = cache.get(flt)
+            if hit is not None and hit[0] == token:
+                return hit[1]
+            where, params = self._filter_sql(flt)
+            rows = self._rows(f"SELECT p.id FROM {_PHOTO_FROM} WHERE {where}", params)
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            ids.setflags(write=False)
+            cache.pop(flt, None)
+            cache[flt] = (token, ids)
+            while len(cache) > _IDS_CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+            return ids
 
     def list_photos(self, flt: PhotoFilter, limit: int = 100, offset: int = 0) -> list[Photo]:
         where, params = self._filter_sql(flt)

@@ -6,6 +6,7 @@ Importing this package is cheap: torch and open_clip load on first use of an enc
 from models.encoder import (
     ClipEncoder,
     cached_files,
+    default_precision,
     download_preset,
     load_encoder,
     model_id_for,
@@ -32,6 +33,7 @@ __all__ = [
     "ModelUnavailableError",
     "UnknownPresetError",
     "cached_files",
+    "default_precision",
     "download_preset",
     "get_preset",
     "load_encoder",

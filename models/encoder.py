@@ -35,7 +35,10 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-PRECISIONS = ("fp32", "bf16")
+# fp32: reference. bf16: weights and activations in bfloat16 (not autocast, which measured
+# slower on CPU). int8: Linear layers dynamically quantised to int8 (weights int8, activations
+# quantised per batch), everything else fp32. See docs/performance.md for what each trades.
+PRECISIONS = ("fp32", "bf16", "int8")
 TINY_TEST_SEED = 0
 TEXT_CACHE_SIZE = 256
 _CONFIG_DIR = Path(__file__).parent / "configs"
@@ -91,7 +94,7 @@ class ClipEncoder:
         self.precision = precision
         self.device = device
         self._model = model
-        self._preprocess = preprocess
+        self._preprocess = _without_torch_ops(preprocess)
         self._tokenizer = tokenizer
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._text_cache_lock = threading.Lock()
@@ -103,6 +106,8 @@ class ClipEncoder:
         """Resize the shortest side, centre-crop and normalise one upright RGB image.
 
         Pure and thread-safe, so decoding workers can prepare batches while the model runs.
+        The tensor steps run in numpy: torch's intra-op thread pool, called from several
+        decoding threads while the model holds it, made this step 10x slower on 2 cores.
         """
         return self._preprocess(image)
 
@@ -145,9 +150,12 @@ class ClipEncoder:
     def _encode_uncached(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
-            tokens = self._tokenizer(texts).to(self.device)
-            return _normalised_numpy(self._model.encode_text(tokens))
+        # One query is a few tokens: too little work to share between cores, and on a busy
+        # 2-core machine waiting for a second thread made it ten times slower.
+        threads = 1 if len(texts) == 1 else None
+        with torch_threads(threads), torch.inference_mode():
+            tokens = _trim_padding(self._model, self._tokenizer(texts)).to(self.device)
+            return _normalised_numpy(_encode_tokens(self._model, tokens))
 
     def _cached_texts(self, texts: list[str]) -> dict[str, np.ndarray]:
         with self._text_cache_lock:
@@ -167,6 +175,45 @@ class ClipEncoder:
                 self._text_cache.move_to_end(text)
             while len(self._text_cache) > TEXT_CACHE_SIZE:
                 self._text_cache.popitem(last=False)
+
+
+def default_precision(cpu_flags: str | None = None) -> str:
+    """bf16 where the CPU computes in bf16 natively (AVX512-BF16 or AMX), else fp32.
+
+    bf16 measured ~1.9x the model throughput of fp32 on such a CPU with embeddings within
+    cosine 0.9999 of fp32; without native support torch emulates it, slower than fp32.
+    ``cpu_flags`` is /proc/cpuinfo's text (read when None; absent off Linux: fp32).
+    """
+    if cpu_flags is None:
+        try:
+            cpu_flags = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return "fp32"
+    flags = set(cpu_flags.split())
+    return "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "fp32"
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with torch limited to ``n`` threads (None: unchanged), then restore.
+
+    Single text queries run on one thread; the indexer can cap the model's threads so
+    decoding workers get cores (``index_paths(model_threads=...)``).
+    """
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    if before == n:
+        yield
+        return
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_encoder(
@@ -499,16 +546,39 @@ def _seeded(seed: int) -> Iterator[None]:
 
 
 def _finish_model(model: Any, precision: str, device: str) -> Any:
-    """Move to device, convert weights for bf16 (no autocast) and switch to eval mode."""
+    """Move to device, convert weights for the precision (no autocast), switch to eval mode."""
     import torch
 
     model = model.to(device)
-    if precision == "bf16":
-        model = model.to(torch.bfloat16)
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    if precision == "bf16":
+        model = model.to(torch.bfloat16)
+    elif precision == "int8":
+        model = _quantise_linear_layers(model, device)
     return model
+
+
+def _quantise_linear_layers(model: Any, device: str) -> Any:
+    """Dynamic int8 quantisation of every ``nn.Linear`` (the MLPs and projections, most of
+    a ViT's work); attention's fused input projection and the patch convolution stay fp32.
+
+    torch.ao's eager API is deprecated in favour of torchao, which kezhao does not depend
+    on; it still ships with torch, and its warning would only confuse users.
+    """
+    import warnings
+
+    import torch
+
+    if device != "cpu":
+        raise ModelError("int8 precision runs on the CPU only; use bf16 or fp32 on a GPU.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantised = torch.ao.quantization.quantize_dynamic(
+            model, {torch.nn.Linear}, dtype=torch.qint8
+        )
+    return quantised.eval()
 
 
 def _build_tokenizer(
@@ -544,6 +614,109 @@ def _require_transformers(spec: ModelPreset) -> None:
 def _image_size(model: Any) -> int:
     size = model.visual.preprocess_cfg["size"]
     return int(size if isinstance(size, int) else size[0])
+
+
+# --- fast paths ------------------------------------------------------------------------
+
+
+class _NumpyTensorSteps:
+    """open_clip's eval preprocessing with its ToTensor + Normalize done in numpy.
+
+    Same operations in the same order and dtype (divide by 255, subtract the mean, divide
+    by the std, all float32), so the result equals the original transform's bit for bit.
+    """
+
+    def __init__(self, pil_steps: Sequence[Callable], mean: Sequence[float],
+                 std: Sequence[float]) -> None:
+        self._pil_steps = tuple(pil_steps)
+        self._mean = np.asarray(mean, dtype=np.float32)
+        self._std = np.asarray(std, dtype=np.float32)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        import torch
+
+        for step in self._pil_steps:
+            image = step(image)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
+        pixels = (pixels - self._mean) / self._std
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+
+def _without_torch_ops(preprocess: Callable) -> Callable:
+    """Swap the tensor tail of a torchvision ``Compose`` for numpy; anything unexpected is
+    returned unchanged (correct, only slower)."""
+    steps = list(getattr(preprocess, "transforms", ()))
+    names = [type(step).__name__ for step in steps]
+    if len(steps) < 2 or names[-1] != "Normalize" or names[-2] not in {
+        "ToTensor", "MaybeToTensor",
+    }:
+        return preprocess
+    normalise = steps[-1]
+    mean, std = list(normalise.mean), list(normalise.std)
+    if len(mean) != 3 or len(std) != 3:
+        return preprocess
+    return _NumpyTensorSteps(steps[:-2], mean, std)
+
+
+def _trim_padding(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """Drop the padding columns every text in the batch has, when that cannot change the
+    result (early stop at the end-of-text token instead of running all 77 positions).
+
+    Safe for open_clip's own causal text towers pooled at a token (EOT/argmax, EOS, first),
+    where no position attends to a later one, and for Hugging Face towers, which mask
+    padding out of attention and pooling. A one-phrase query is ~8 tokens, not 77.
+    """
+    pad = _pad_token_id(model)
+    if pad is None or tokens.ndim != 2 or tokens.shape[1] == 0:
+        return tokens
+    used = (tokens != pad).any(dim=0).nonzero()
+    length = int(used.max()) + 1 if used.numel() else 1
+    return tokens[:, :length] if length < tokens.shape[1] else tokens
+
+
+def _pad_token_id(model: Any) -> int | None:
+    text = getattr(model, "text", None)
+    config = getattr(text, "config", None)
+    if config is not None and hasattr(text, "transformer"):  # open_clip's HFTextEncoder
+        pad = getattr(config, "pad_token_id", None)
+        return int(pad) if pad is not None else None
+    causal = getattr(model, "attn_mask", None) is not None
+    pooled_at_token = getattr(model, "text_pool_type", None) in {"argmax", "eos", "first"}
+    if causal and pooled_at_token and hasattr(model, "token_embedding"):
+        return 0  # open_clip's tokenizers pad with 0
+    return None
+
+
+def _encode_tokens(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text`` for token batches of any length up to the context length.
+
+    open_clip's built-in CLIP text tower adds all 77 positional embeddings and the 77x77
+    causal mask, so a shorter batch needs them cut to its length; the rest is the same
+    computation as open_clip's ``encode_text``.
+    """
+    import torch
+    from open_clip.transformer import text_global_pool
+
+    if not hasattr(model, "token_embedding"):
+        return model.encode_text(tokens)
+    length = tokens.shape[1]
+    # The positional table's dtype is the tower's compute dtype; open_clip asks a Linear's
+    # weight instead, which int8-quantised layers no longer have.
+    cast_dtype = model.positional_embedding.dtype
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = text_global_pool(
+        x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None)
+    )
+    if model.text_projection is None:
+        return x
+    if isinstance(model.text_projection, torch.nn.Linear):
+        return model.text_projection(x)
+    return x @ model.text_projection
 
 
 def _torch_dtype(precision: str) -> torch.dtype:

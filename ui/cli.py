@@ -258,7 +258,9 @@ def _common() -> argparse.ArgumentParser:
                         "(default: $KEZHAO_MODEL, the library's model, or multilingual)")
     common.add_argument("--checkpoint", help="local open_clip checkpoint for the preset's "
                         "architecture")
-    common.add_argument("--precision", choices=["fp32", "bf16"], help="model precision")
+    common.add_argument("--precision", choices=["fp32", "bf16", "int8"],
+                        help="model precision (default: $KEZHAO_PRECISION, else bf16 on CPUs "
+                        "with native bf16, else fp32)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     return common
 

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from indexer.library import Library, default_library_dir, open_library
 from indexer.tagging import TagService
-from models import DEFAULT_PRESET, PRESETS, ClipEncoder, load_encoder, preset_from_env
+from models import (
+    DEFAULT_PRESET,
+    PRESETS,
+    ClipEncoder,
+    default_precision,
+    load_encoder,
+    preset_from_env,
+)
 from search.query import SearchService
 
 TINY_MODEL_WARNING = (
@@ -44,7 +51,7 @@ class Settings:
             library_dir=Path(library).expanduser() if library else default_library_dir(env),
             model=model or (preset_from_env(env) if env.get("KEZHAO_MODEL") else None),
             checkpoint=Path(checkpoint).expanduser() if checkpoint else None,
-            precision=precision or env.get("KEZHAO_PRECISION", "fp32"),
+            precision=precision or env.get("KEZHAO_PRECISION") or default_precision(),
         )
 
 
