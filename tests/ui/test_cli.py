@@ -118,3 +118,16 @@ def test_help_lists_every_command():
     for command in ("index", "search", "similar", "clients", "status", "failures",
                     "set-client", "models", "ui"):
         assert command in out
+
+
+def test_readme_tour_matches_the_cli():
+    """The README's command tour must not go stale: every command it shows exists."""
+    import re
+
+    from ui.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    tour = readme.split("## A short tour of the command line", 1)[1].split("```", 2)[1]
+    shown = set(re.findall(r"^kezhao ([a-z-]+)", tour, flags=re.M))
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert shown and shown <= set(sub.choices), shown - set(sub.choices)
