@@ -85,3 +85,26 @@ def tiny_xlmr_dir(tmp_path: Path) -> Path:
         max_position_embeddings=80,
     ).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def tiny_xlmr_encoder(tiny_xlmr_dir: Path):
+    """The multilingual preset's architecture around the tiny stand-in xlm-roberta, built
+    from the local folder only (real weights cannot be fetched in tests)."""
+    from models import encoder as encoder_module
+    from models.encoder import ClipEncoder
+    from models.presets import get_preset
+
+    preset = get_preset("multilingual")
+    model, preprocess = encoder_module._build_model(preset, None, tiny_xlmr_dir)
+    return ClipEncoder(
+        model=encoder_module._finish_model(model, "fp32", "cpu"),
+        preprocess=preprocess,
+        tokenizer=encoder_module._build_tokenizer(preset, tiny_xlmr_dir),
+        preset=preset,
+        model_id="test",
+        image_size=224,
+        dim=512,
+        precision="fp32",
+        device="cpu",
+    )

@@ -214,26 +214,12 @@ def test_multilingual_needs_weights_and_its_text_files(tmp_path: Path, hub_file,
     assert cached_files("multilingual", tmp_path) == [weights, config, tokenizer, extra]
 
 
-def test_multilingual_architecture_with_a_local_text_folder(tiny_xlmr_dir: Path, images):
+def test_multilingual_architecture_with_a_local_text_folder(tiny_xlmr_encoder, images):
     """The HF text tower is built from a local folder (config + tokenizer), never the hub.
 
     Real weights cannot be fetched in tests, so this builds the multilingual architecture
     around a tiny stand-in for xlm-roberta-base and checks the mechanics end to end.
     """
-    from models import encoder as encoder_module
-
-    preset = get_preset("multilingual")
-    model, preprocess = encoder_module._build_model(preset, None, tiny_xlmr_dir)
-    encoder = ClipEncoder(
-        model=encoder_module._finish_model(model, "fp32", "cpu"),
-        preprocess=preprocess,
-        tokenizer=encoder_module._build_tokenizer(preset, tiny_xlmr_dir),
-        preset=preset,
-        model_id="test",
-        image_size=224,
-        dim=512,
-        precision="fp32",
-        device="cpu",
-    )
+    encoder = tiny_xlmr_encoder
     assert_unit_rows(encoder.encode_texts(["一只猫", "a cat", "狗"]), 512)
     assert_unit_rows(encoder.encode_images(images[:1]), 512)

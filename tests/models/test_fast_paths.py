@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import ClipEncoder, get_preset, load_encoder
+from models import ClipEncoder, load_encoder
 from models import encoder as encoder_module
 from models.random_init import StandInTokenizer, random_weight_encoder
 
@@ -70,20 +70,8 @@ def test_text_early_stop_gives_the_full_context_embeddings(tiny_fp32: ClipEncode
         )
 
 
-def test_text_early_stop_on_a_hugging_face_tower(tiny_xlmr_dir: Path):
-    preset = get_preset("multilingual")
-    model, preprocess = encoder_module._build_model(preset, None, tiny_xlmr_dir)
-    encoder = ClipEncoder(
-        model=encoder_module._finish_model(model, "fp32", "cpu"),
-        preprocess=preprocess,
-        tokenizer=encoder_module._build_tokenizer(preset, tiny_xlmr_dir),
-        preset=preset,
-        model_id="test",
-        image_size=224,
-        dim=512,
-        precision="fp32",
-        device="cpu",
-    )
+def test_text_early_stop_on_a_hugging_face_tower(tiny_xlmr_encoder: ClipEncoder):
+    encoder = tiny_xlmr_encoder
     texts = ["一只猫", "a cat", "a dog 一只 狗 cat cat"]
     tokens = encoder._tokenizer(texts)
     assert encoder_module._trim_padding(encoder._model, tokens).shape[1] < tokens.shape[1]
