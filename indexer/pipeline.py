@@ -189,10 +189,9 @@ class IndexRun:
         finally:
             if self.progress:
                 self.progress.finish()
-        if self.summary.changed_anything:
-            self.catalog.bump_vectors_generation()
-            if self.catalog.searchable_count():
-                self.library.vectors.rebuild(self.catalog)
+        # In place: only photos whose vector or searchability changed are touched; a
+        # current file costs nothing (the catalog logs changes, see vectors.py).
+        self.library.vectors.sync(self.catalog)
         suggest_after_indexing(self.library, self.encoder, self.summary.photo_ids)
         return self.summary
 

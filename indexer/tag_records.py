@@ -47,6 +47,36 @@ class TagVectorRow:
 
 
 @dataclass(frozen=True)
+class TagCalibrationRow:
+    """What a tag's suggestions were last scored with: its prior vector (None for a tag
+    learned from examples only by its classifier) and that prior's median (`center`) and
+    spread (`scale`) over `n` library photos. `signature` names the prompts, reviews and
+    classifier behind them, so a change to any of them is noticed without recomputing."""
+
+    tag_key: str
+    model_id: str
+    signature: str
+    prior: np.ndarray | None
+    center: float | None
+    scale: float | None
+    n: int
+    calibrated_at: str = ""
+
+
+@dataclass(frozen=True)
+class LibraryCalibration:
+    """The library-wide side of the calibration: the library's size when it was last
+    calibrated in full, the spread pooled over all tags, and the mean embedding that
+    reviewed photos are taken relative to."""
+
+    model_id: str
+    photos: int
+    pooled_scale: float
+    mean: np.ndarray
+    calibrated_at: str = ""
+
+
+@dataclass(frozen=True)
 class StoredTagModel:
     tag_key: str
     model_id: str

@@ -16,6 +16,11 @@ The review API (used by ``kezhao tags …`` and the web app):
 Each decision is one undoable batch; a rejected tag never comes back for that photo; after
 a decision the tag's classifier is retrained and suggestions refreshed (``learn=False``
 defers that, e.g. while a user clicks through a page).
+
+Refreshing is incremental (see `indexer.tag_calibration`): each tag's calibration over the
+library is stored, so an index run scores only its new photos and a decision rescores only
+its tag, on the photos where that tag's suggestions can change; the whole library is
+recalibrated when its size moved by more than a tenth.
 """
 
 from __future__ import annotations
@@ -33,31 +38,35 @@ import numpy as np
 from indexer.catalog import Catalog, PhotoFilter
 from indexer.errors import KezhaoError
 from indexer.library import Library
+from indexer.tag_calibration import (
+    CalibrationPlan,
+    Scorer,
+    TagInputs,
+    TagParams,
+    calibrate_library,
+    calibrate_tags,
+    plan_calibration,
+    rows_of,
+)
 from indexer.tag_records import (
     SOURCE_BUILTIN,
     SOURCE_EDITED,
     SOURCE_USER,
+    LibraryCalibration,
     PendingCount,
     StoredTagModel,
     Suggestion,
+    TagCalibrationRow,
     TagRow,
     TagVectorRow,
 )
 from indexer.xmp import XmpError, labels_for, sidecar_path, write_sidecar
 from models.errors import ModelError
 from models.tagging import (
-    DEFAULT_THRESHOLD,
     MAX_PER_PHOTO,
     MIN_POSITIVES,
-    Calibration,
-    blend,
-    blend_weight,
-    calibrate_columns,
-    prior_probability,
-    prior_vector,
     rank_like,
     select_suggestions,
-    sigmoid,
     tag_text_vector,
     train_tag_model,
 )
@@ -67,8 +76,6 @@ BACKGROUND_SAMPLE = 256
 """Unlabelled library photos used as weak negatives when training a tag's classifier."""
 TEXT_BATCH = 64
 VOCABULARY_META = "tag_vocabulary"
-SOURCE_ZERO_SHOT = "zero-shot"
-SOURCE_LEARNED = "learned"
 
 
 class TagError(KezhaoError):
@@ -89,6 +96,7 @@ class RefreshReport:
     removed: int = 0
     encoded_prompts: int = 0
     recalibrated: list[str] = field(default_factory=list)
+    recalibration: str | None = None  # why tags were recalibrated (None: stored ones held)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None
 
@@ -140,54 +148,6 @@ class XmpReport:
         data = asdict(self)
         data["failed"] = [{"path": p, "message": m} for p, m in self.failed]
         return data
-
-
-@dataclass
-class _Scorer:
-    """Everything needed to score photos for the tags that can be scored now."""
-
-    tags: list[TagRow]  # scorable tags, in column order
-    priors: list[np.ndarray | None]  # Rocchio prior vector per tag (None: classifier only)
-    calibrations: list[Calibration | None]
-    models: dict[str, StoredTagModel]
-    from_examples: set[str]  # tags whose prior or classifier used reviewed photos
-
-    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
-        """(photos × tags) blended probabilities. Two matrix products read the vectors once
-        (the work is memory-bound), then everything else is per-column arithmetic."""
-        n, k = len(vectors), len(self.tags)
-        out = np.zeros((n, k), dtype=np.float32)
-        if not n or not k:
-            return out
-        with_prior = [j for j in range(k) if self.priors[j] is not None]
-        priors: dict[int, np.ndarray] = {}
-        if with_prior:
-            raw = vectors @ np.stack([self.priors[j] for j in with_prior]).T
-            for col, j in enumerate(with_prior):
-                cal = self.calibrations[j]
-                if cal is not None:
-                    priors[j] = prior_probability(raw[:, col], cal)
-        with_model = [j for j, t in enumerate(self.tags) if t.key in self.models]
-        learned: dict[int, np.ndarray] = {}
-        if with_model:
-            models = [self.models[self.tags[j].key] for j in with_model]
-            raw = vectors @ np.stack([m.weights for m in models]).T
-            raw += np.array([m.bias for m in models], dtype=np.float32)
-            learned = {j: sigmoid(raw[:, col]) for col, j in enumerate(with_model)}
-        for j, tag in enumerate(self.tags):
-            if j not in priors and j not in learned:
-                continue  # nothing to go on (an empty library): never suggested
-            model = self.models.get(tag.key)
-            weight = blend_weight(model.positives + model.negatives) if model else 0.0
-            out[:, j] = blend(priors.get(j), learned.get(j), weight)
-        return out
-
-    def source(self, key: str) -> str:
-        return SOURCE_LEARNED if key in self.from_examples else SOURCE_ZERO_SHOT
-
-    def thresholds(self) -> np.ndarray:
-        return np.array([t.threshold if t.threshold is not None else DEFAULT_THRESHOLD
-                         for t in self.tags], dtype=np.float32)
 
 
 class TagService:
@@ -342,64 +302,83 @@ class TagService:
         return self.catalog.tag(tag.key) or tag
 
     # ---------------------------------------------------------- suggestions
-    def refresh(self, photo_ids: Sequence[int] | None = None) -> RefreshReport:
-        """Recompute pending suggestions from stored embeddings (all photos, or these).
+    def refresh(
+        self, photo_ids: Sequence[int] | None = None, *, recalibrate: bool = False
+    ) -> RefreshReport:
+        """Bring pending suggestions up to date from stored embeddings.
 
-        Calibration always looks at the whole library; when prompts had to be encoded
-        (a new or changed tag, a new vocabulary) every photo is refreshed. Never decodes a
-        photo, and never touches accepted or rejected tags.
+        `photo_ids` are photos just indexed (or none): they are scored against the stored
+        calibration and nothing else is read — unless something it depends on moved. A tag
+        whose prompts, reviews or classifier changed is recalibrated and rescored wherever
+        its suggestions can change; when the library's size moved by more than
+        RECALIBRATE_FRACTION since the last full calibration (or prompts were encoded, or a
+        tag went away) every tag is recalibrated and every photo rescored, and the report
+        says why. None rescores every photo; `recalibrate` forces a full calibration.
+        Never decodes a photo, and never touches accepted or rejected tags.
         """
         with self._lock:
             self._ensure_vocabulary()
             model_id = self.catalog.model_id()
             report = RefreshReport()
-            if model_id is None or self.catalog.searchable_stamp()[1] == 0:
+            searchable = self.catalog.searchable_stamp()[1]
+            if model_id is None or searchable == 0:
                 return report
             texts, kept = self._text_vectors(model_id, report)
-            if photo_ids is not None and not photo_ids and not report.encoded_prompts:
+            inputs = self._inputs(model_id, texts, kept, report)
+            stored = self.catalog.tag_calibrations(model_id)
+            plan = plan_calibration(
+                inputs, stored, self.catalog.library_calibration(), model_id, searchable,
+                keep=kept, force=recalibrate)
+            scope_tags = [i.key for i in inputs]
+            if not plan.stale and photo_ids is not None:
+                scorer = Scorer([TagParams.of(i, stored[i.key]) for i in inputs if i.scorable])
+                ids, vectors = self.catalog.searchable_embeddings(photo_ids)
+                self._write(scorer, ids, vectors, scope_tags, report, everything=False)
                 return report
             ids, matrix = self._embedding_matrix()
-            scorer = self._scorer(model_id, texts, ids, matrix, report, kept)
-            full = photo_ids is None or report.encoded_prompts > 0
-            if full:
-                rows = np.arange(len(ids))
-            else:
-                wanted = np.asarray(sorted({int(i) for i in photo_ids or ()}), dtype=np.int64)
-                rows = np.flatnonzero(np.isin(ids, wanted))
-            suggestions: list[tuple[int, str, float, str]] = []
-            if scorer.tags and len(rows):
-                probs = scorer.probabilities(matrix if full else matrix[rows])
-                r, j = np.nonzero(select_suggestions(probs, scorer.thresholds(), MAX_PER_PHOTO))
-                keys = [t.key for t in scorer.tags]
-                sources = [scorer.source(k) for k in keys]
-                suggestions = list(zip(
-                    ids[rows[r]].tolist(), [keys[c] for c in j.tolist()],
-                    probs[r, j].tolist(), [sources[c] for c in j.tolist()], strict=True,
-                ))
-            scope_tags = [t.key for t in self.catalog.tags(include_retired=False)
-                          if t.key not in kept]
-            report.written, report.removed = self.catalog.replace_suggestions(
-                None if full else [int(i) for i in ids[rows]], scope_tags, suggestions)
-            report.photos, report.tags = len(rows), len(scorer.tags)
+            scorer, rows, library = self._calibrated(plan, inputs, stored, ids, matrix, model_id)
+            report.recalibrated = [r.tag_key for r in rows]
+            report.recalibration = plan.reason or (
+                f"changed: {', '.join(plan.changed + plan.dropped)}" if plan.stale else None)
+            everything = (photo_ids is None or plan.reason is not None or bool(plan.dropped)
+                          or report.encoded_prompts > 0)
+            if not everything:
+                picked = np.union1d(self._affected(scorer, plan.changed, inputs, ids, matrix),
+                                    rows_of(ids, photo_ids or ()))
+                ids, matrix = ids[picked], matrix[picked]
+            self._write(scorer, ids, matrix, scope_tags, report, everything=everything,
+                        calibrations=rows, library=library, drop=plan.dropped)
             return report
 
-    def learn(self, tag_refs: Sequence[str] | None = None) -> RefreshReport:
+    def retrain(self, tag_refs: Sequence[str] | None = None) -> list[str]:
         """Retrain the classifiers of these tags (all, by default) from their reviewed
-        photos, then refresh every suggestion."""
+        photos, without refreshing suggestions (`refresh` picks the change up). Returns
+        the tags retrained."""
         with self._lock:
             self._ensure_vocabulary()
             model_id = self.catalog.model_id()
             if model_id is None:
-                return RefreshReport()
+                return []
             keys = ([self.resolve_tag(r, allow_retired=True).key for r in tag_refs]
                     if tag_refs is not None else [t.key for t in self.catalog.tags()])
             ids, matrix = self._embedding_matrix()
-            row_of = {int(i): n for n, i in enumerate(ids)}
             examples = self.catalog.tag_examples()
             for key in keys:
                 accepted, rejected = examples.get(key, ([], []))
-                self._train(key, model_id, accepted, rejected, matrix, row_of)
-            return self.refresh()
+                self._train(key, model_id, rows_of(ids, accepted), rows_of(ids, rejected),
+                            matrix)
+            return keys
+
+    def learn(self, tag_refs: Sequence[str] | None = None) -> RefreshReport:
+        """Retrain the classifiers of these tags (all, by default), then refresh: every
+        photo when all tags were retrained; after a review of a few tags, only those tags,
+        on the photos where their suggestions can change — one click in the review screen
+        does not rescore the library."""
+        with self._lock:
+            if self.catalog.model_id() is None:
+                return RefreshReport()
+            self.retrain(tag_refs)
+            return self.refresh(None if tag_refs is None else [])
 
     def rank(self, tag_ref: str, photo_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
         """Every (or these) searchable photo with its current probability for a tag, most
@@ -407,14 +386,24 @@ class TagService:
         with self._lock:
             tag = self.resolve_tag(tag_ref)
             model_id = self.catalog.model_id()
-            if model_id is None or self.catalog.searchable_stamp()[1] == 0:
+            searchable = self.catalog.searchable_stamp()[1]
+            if model_id is None or searchable == 0:
                 return []
             report = RefreshReport()
-            texts, _kept = self._text_vectors(model_id, report)
-            ids, matrix = self._embedding_matrix()
-            scorer = self._scorer(model_id, texts, ids, matrix, report, _kept, only=tag.key)
-            if not scorer.tags:
+            texts, kept = self._text_vectors(model_id, report)
+            inputs = self._inputs(model_id, texts, kept, report)
+            if not any(i.key == tag.key and i.scorable for i in inputs):
                 return []
+            stored = self.catalog.tag_calibrations(model_id)
+            plan = plan_calibration(
+                inputs, stored, self.catalog.library_calibration(), model_id, searchable,
+                keep=kept)
+            ids, matrix = self._embedding_matrix()
+            if plan.reason is None:
+                inputs = [i for i in inputs if i.key == tag.key]
+            scorer, _rows, _library = self._calibrated(plan, inputs, stored, ids, matrix,
+                                                       model_id)
+            scorer = scorer.subset([tag.key])
             if photo_ids is not None:
                 keep = np.isin(ids, np.asarray(list(photo_ids), dtype=np.int64))
                 ids, matrix = ids[keep], matrix[keep]
@@ -628,50 +617,100 @@ class TagService:
         vectors.update((r.tag_key, r.vector) for r in rows)
         return vectors, []
 
-    def _scorer(
-        self, model_id: str, texts: dict[str, np.ndarray], ids: np.ndarray,
-        matrix: np.ndarray, report: RefreshReport, kept: Sequence[str], only: str | None = None,
-    ) -> _Scorer:
-        """Priors (text moved by reviewed photos), their calibration over the whole library,
-        and the classifiers, for every active tag that can be scored."""
-        row_of = {int(i): n for n, i in enumerate(ids)}
-        center = matrix.mean(axis=0) if len(ids) else None
-        examples = self.catalog.tag_examples(only)
+    def _inputs(
+        self, model_id: str, texts: dict[str, np.ndarray], kept: Sequence[str],
+        report: RefreshReport,
+    ) -> list[TagInputs]:
+        """What every active tag's scores are made from now (tags whose new prompts could
+        not be encoded are left out: their old suggestions stay as they are)."""
+        examples = self.catalog.tag_examples()
         models = self.catalog.tag_models(model_id)
-        tags, priors, from_examples = [], [], set()
+        out = []
         for tag in self.catalog.tags(include_retired=False):
-            if (only is not None and tag.key != only) or tag.key in kept:
+            if tag.key in kept:
                 continue
             accepted, rejected = examples.get(tag.key, ([], []))
-            pos = matrix[[row_of[i] for i in accepted if i in row_of]]
-            neg = matrix[[row_of[i] for i in rejected if i in row_of]]
-            prior = prior_vector(texts.get(tag.key), pos, neg, center)
-            if prior is None and tag.key not in models:
+            inputs = TagInputs(tag, texts.get(tag.key), tuple(accepted), tuple(rejected),
+                               models.get(tag.key))
+            if not inputs.scorable:
                 report.skipped.append((tag.key, "no prompts and no accepted examples yet"))
-                continue
-            if len(pos) or len(neg) or tag.key in models:
-                from_examples.add(tag.key)
-            tags.append(tag)
-            priors.append(prior)
-        calibrations: list[Calibration | None] = [None] * len(tags)
-        with_prior = [j for j, p in enumerate(priors) if p is not None]
-        if with_prior and len(ids):
-            scores = matrix @ np.stack([priors[j] for j in with_prior]).T
-            for j, cal in zip(with_prior, calibrate_columns(scores), strict=True):
-                calibrations[j] = cal
-        return _Scorer(tags, priors, calibrations, models, from_examples)
+            out.append(inputs)
+        return out
+
+    def _calibrated(
+        self, plan: CalibrationPlan, inputs: Sequence[TagInputs],
+        stored: dict[str, TagCalibrationRow], ids: np.ndarray, matrix: np.ndarray,
+        model_id: str,
+    ) -> tuple[Scorer, list[TagCalibrationRow], LibraryCalibration | None]:
+        """A scorer for the scorable tags, recalibrating what the plan says is stale;
+        also returns what was recalibrated, for the caller to store."""
+        library = None
+        if plan.reason is not None:
+            rows, library = calibrate_library(inputs, ids, matrix, model_id)
+        else:
+            stored_library = self.catalog.library_calibration()
+            assert stored_library is not None  # a plan without a reason had one
+            changed = [i for i in inputs if i.key in plan.changed]
+            rows = calibrate_tags(changed, ids, matrix, stored_library, model_id)
+        current = {**stored, **{r.tag_key: r for r in rows}}
+        scorer = Scorer([TagParams.of(i, current[i.key]) for i in inputs if i.scorable])
+        return scorer, rows, library
+
+    def _affected(
+        self, scorer: Scorer, changed: Sequence[str], inputs: Sequence[TagInputs],
+        ids: np.ndarray, matrix: np.ndarray,
+    ) -> np.ndarray:
+        """Rows whose suggestions can change when only the `changed` tags' scores did: a
+        photo where such a tag was neither selected before (it is suggested, accepted or
+        rejected there now) nor clears its threshold now keeps every other suggestion
+        too, because the per-photo cap only ever compares tags that clear theirs."""
+        if not changed:
+            return np.zeros(0, dtype=np.int64)
+        sub = scorer.subset(changed)
+        hits = sub.probabilities(matrix) >= sub.thresholds()[None, :]
+        before: list[int] = []
+        decided = {i.key: i.accepted + i.rejected for i in inputs}
+        for key in sub.keys:
+            before.extend(self.catalog.suggested_photo_ids(key))
+            before.extend(decided.get(key, ()))
+        return np.union1d(np.flatnonzero(hits.any(axis=1)), rows_of(ids, before))
+
+    def _write(
+        self, scorer: Scorer, ids: np.ndarray, vectors: np.ndarray, scope_tags: list[str],
+        report: RefreshReport, *, everything: bool,
+        calibrations: Sequence[TagCalibrationRow] = (),
+        library: LibraryCalibration | None = None, drop: Sequence[str] = (),
+    ) -> None:
+        """Score these photos and make their pending suggestions exactly that, storing the
+        calibration they were scored with in the same transaction, so the two never
+        disagree after a crash."""
+        suggestions: list[tuple[int, str, float, str]] = []
+        if scorer.params and len(ids):
+            probs = scorer.probabilities(vectors)
+            r, j = np.nonzero(select_suggestions(probs, scorer.thresholds(), MAX_PER_PHOTO))
+            keys, sources = scorer.keys, scorer.sources()
+            suggestions = list(zip(
+                ids[r].tolist(), [keys[c] for c in j.tolist()], probs[r, j].tolist(),
+                [sources[c] for c in j.tolist()], strict=True,
+            ))
+        with self.catalog.transaction():
+            report.written, report.removed = self.catalog.replace_suggestions(
+                None if everything else [int(i) for i in ids], scope_tags, suggestions)
+            if calibrations or library is not None or drop:
+                self.catalog.save_tag_calibrations(calibrations, library, drop=drop)
+        report.photos, report.tags = len(ids), len(scorer.params)
 
     def _train(
-        self, key: str, model_id: str, accepted: list[int], rejected: list[int],
-        matrix: np.ndarray, row_of: dict[int, int],
+        self, key: str, model_id: str, pos_rows: np.ndarray, neg_rows: np.ndarray,
+        matrix: np.ndarray,
     ) -> None:
-        pos_rows = [row_of[i] for i in accepted if i in row_of]
-        neg_rows = [row_of[i] for i in rejected if i in row_of]
+        """Train one tag's classifier from the matrix rows of its reviewed photos."""
         if len(pos_rows) < MIN_POSITIVES:
             self.catalog.delete_tag_model(key)
             return
         labelled = np.zeros(len(matrix), dtype=bool)
-        labelled[pos_rows + neg_rows] = True
+        labelled[pos_rows] = True
+        labelled[neg_rows] = True
         pool = np.flatnonzero(~labelled)
         seed = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16)
         background = np.random.default_rng(seed).permutation(pool)[:BACKGROUND_SAMPLE]

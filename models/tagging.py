@@ -57,6 +57,7 @@ DEFAULT_THRESHOLD = 0.5
 MAX_PER_PHOTO = 5
 BLEND_K0 = 8.0
 MIN_POSITIVES = 1
+RECALIBRATE_FRACTION = 0.10
 BACKGROUND_WEIGHT = 0.2
 REGULARISATION_C = 0.5
 ROCCHIO_TEXT_WEIGHT = 1.0
@@ -150,23 +151,54 @@ def _robust(scores: np.ndarray) -> tuple[float, float]:
     return median, float(1.4826 * np.median(np.abs(scores - median)))
 
 
-def calibrate_columns(scores: np.ndarray, prior_n: int = CALIBRATION_PRIOR_N) -> list[Calibration]:
-    """One Calibration per column of an (n photos × k tags) score matrix.
+def calibration_rows(n: int) -> np.ndarray:
+    """Which of n photos (in id order) calibration looks at: all of them, or an evenly
+    spread sample above CALIBRATION_SAMPLE — medians of the sample are as good and cost a
+    fraction at 100k photos. Callers holding only some rows score just these."""
+    if n > CALIBRATION_SAMPLE:
+        return np.linspace(0, n - 1, CALIBRATION_SAMPLE).astype(np.int64)
+    return np.arange(n, dtype=np.int64)
 
-    Each tag's spread is shrunk toward the spread pooled over all tags while the library is
-    small, so three photos do not decide how far "unusual" is for a tag.
-    """
+
+def pooled_spread(scores: np.ndarray) -> float:
+    """The robust spread of every score around its own tag's median, pooled over all tags
+    of an (n photos × k tags) matrix: what a tag's spread is shrunk toward while the library
+    is small. A library-level statistic, so it is kept with the library's calibration and
+    one tag can be recalibrated alone against it."""
+    matrix = _calibration_sample(scores)
+    if not matrix.size:
+        return 0.0
+    return _robust((matrix - np.median(matrix, axis=0)).ravel())[1]
+
+
+def _calibration_sample(scores: np.ndarray) -> np.ndarray:
     matrix = np.asarray(scores, dtype=np.float32)
     if matrix.ndim != 2:
         raise ValueError("expected a 2-D (photos × tags) score matrix")
-    n, k = matrix.shape
+    if len(matrix) > CALIBRATION_SAMPLE:
+        matrix = matrix[calibration_rows(len(matrix))]
+    return matrix
+
+
+def calibrate_columns(
+    scores: np.ndarray, prior_n: int = CALIBRATION_PRIOR_N, *,
+    pooled_scale: float | None = None, library_size: int | None = None,
+) -> list[Calibration]:
+    """One Calibration per column of an (n photos × k tags) score matrix.
+
+    Each tag's spread is shrunk toward the spread pooled over all tags while the library is
+    small, so three photos do not decide how far "unusual" is for a tag. `pooled_scale`
+    (from `pooled_spread` over every tag) lets a few columns be calibrated on their own
+    exactly as they would be among all the others. `library_size` says how many photos the
+    rows stand for when they are only the `calibration_rows` sample of a larger library.
+    """
+    matrix = _calibration_sample(scores)
+    n = int(library_size) if library_size is not None else len(np.asarray(scores))
+    k = matrix.shape[1]
     if n == 0:
         return [Calibration(0.0, 1.0, 0) for _ in range(k)]
-    if n > CALIBRATION_SAMPLE:
-        # Medians of an evenly spread sample are as good and cost a fraction at 100k photos.
-        matrix = matrix[np.linspace(0, n - 1, CALIBRATION_SAMPLE).astype(np.int64)]
-    # Pooled spread: of every score around its own tag's median.
-    _, pooled_scale = _robust((matrix - np.median(matrix, axis=0)).ravel())
+    if pooled_scale is None:
+        pooled_scale = pooled_spread(matrix)
     weight = n / (n + prior_n)
     result = []
     for column in matrix.T:
@@ -174,6 +206,16 @@ def calibrate_columns(scores: np.ndarray, prior_n: int = CALIBRATION_PRIOR_N) ->
         scale = weight * scale + (1 - weight) * pooled_scale
         result.append(Calibration(center, max(scale, MIN_SCALE), n))
     return result
+
+
+def library_drifted(
+    calibrated_on: int, searchable_now: int, fraction: float = RECALIBRATE_FRACTION
+) -> bool:
+    """Whether the library moved far enough from the size its calibration was measured on
+    that the medians and spreads may have moved: a few new photos among thousands leave
+    them where they were, so scoring them against the stored calibration gives the same
+    suggestions a full pass would, at the cost of reading only those photos."""
+    return abs(searchable_now - calibrated_on) > fraction * max(calibrated_on, 1)
 
 
 def prior_probability(scores: np.ndarray, calibration: Calibration) -> np.ndarray:

@@ -82,10 +82,12 @@ class SearchService:
         return self._encoder
 
     def vector_index(self) -> VectorIndex | None:
-        """The current index, reloaded (or rebuilt) when the catalog moved on."""
+        """The current index, updated in place (or reloaded) when the catalog moved on."""
         generation = self.library.catalog.vectors_generation()
         if self._index is None or self._index.generation != generation:
-            self._index, self.health = self.library.vectors.load(self.library.catalog)
+            self._index, self.health = self.library.vectors.refresh(
+                self._index, self.library.catalog
+            )
         return self._index
 
     def _allowed(self, flt: PhotoFilter) -> np.ndarray | None:

@@ -242,13 +242,18 @@ def cmd_export_xmp(services: Services, args: argparse.Namespace) -> int:
 
 def cmd_refresh(services: Services, args: argparse.Namespace) -> int:
     _note_model(services)
-    report = services.tags.learn() if args.retrain else services.tags.refresh()
+    if args.retrain:
+        services.tags.retrain()
+    report = services.tags.refresh(recalibrate=args.recalibrate)
     if args.json:
         _emit_json(report.as_dict())
         return 0
     print(f"suggestions for {report.photos} photo(s) over {report.tags} tag(s): "
           f"{report.written} new or changed, {report.removed} withdrawn"
           + (f"; encoded {report.encoded_prompts} prompt(s)" if report.encoded_prompts else ""))
+    if report.recalibration:
+        print(f"recalibrated {len(report.recalibrated)} tag(s) over the library: "
+              f"{report.recalibration}")
     for key, reason in report.skipped:
         _warn(f"skipped {key}: {reason}")
     return 0
@@ -345,3 +350,6 @@ def register(sub: argparse._SubParsersAction, parents: CommandParents) -> None:
                     "embeddings (no photo is decoded)", [common])
     p.add_argument("--retrain", action="store_true", help="retrain every tag's classifier "
                    "first")
+    p.add_argument("--recalibrate", action="store_true", help="measure every tag's score "
+                   "distribution over the library again (done by itself when the library "
+                   "grew or shrank by more than 10%% since)")

@@ -13,7 +13,10 @@ from models.tagging import (
     blend,
     blend_weight,
     calibrate_columns,
+    calibration_rows,
+    library_drifted,
     normalise,
+    pooled_spread,
     precision_at_k,
     prior_probability,
     prior_vector,
@@ -68,6 +71,26 @@ def test_calibration_shrinks_the_spread_of_a_tiny_library_toward_the_pooled_one(
     assert cal_a.scale > MIN_SCALE  # its own MAD is 0: the pooled spread keeps it sane
     assert cal_a.n == 3
     assert calibrate_columns(np.zeros((0, 2)))[0].n == 0
+
+
+def test_one_column_calibrated_alone_against_the_pooled_spread_matches_all_together():
+    rng = np.random.default_rng(1)
+    scores = (rng.normal(size=(50, 4)) * [0.01, 0.02, 0.03, 0.01] + [0.2, 0.3, 0.25, 0.1])
+    together = calibrate_columns(scores)
+    pooled = pooled_spread(scores)
+    for j in range(4):
+        alone = calibrate_columns(scores[:, [j]], pooled_scale=pooled)[0]
+        assert alone == pytest.approx(together[j])
+    big = np.repeat(scores, 500, axis=0)  # 25,000 photos: calibration reads a sample
+    sample = calibration_rows(len(big))
+    assert len(sample) < len(big)
+    assert calibrate_columns(big[sample], library_size=len(big)) == calibrate_columns(big)
+
+
+def test_the_library_must_move_more_than_a_tenth_to_need_recalibration():
+    assert not library_drifted(1000, 1100) and not library_drifted(1000, 900)
+    assert library_drifted(1000, 1101) and library_drifted(1000, 899)
+    assert library_drifted(0, 5)
 
 
 def test_prior_probability_is_one_half_at_the_suggestion_z():

@@ -153,3 +153,11 @@ def test_errors_are_one_line(lib, capsys, argv, message):
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
     assert "Traceback" not in err
+
+
+def test_refresh_reuses_the_stored_calibration_unless_asked_to_recalibrate(lib, capsys):
+    again = run_json(capsys, "tags", "refresh", *lib)
+    assert again["photos"] == 8 and again["recalibration"] is None
+    assert again["written"] == 0 and again["removed"] == 0  # nothing moved since indexing
+    code, out, _err = run_text(capsys, "tags", "refresh", "--recalibrate", *lib)
+    assert code == 0 and "recalibrated" in out and "asked for" in out
