@@ -13,7 +13,7 @@ ARGS    ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,ocr]'
+	$(PY) -m pip install -q -e '.[test,ocr,fast]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -4,6 +4,8 @@ against the model alone, for the default and the English presets' architectures.
     .venv/bin/python benchmarks/indexing.py                 # 48 photos per measurement
     .venv/bin/python benchmarks/indexing.py --photos 200 --repeats 3
     .venv/bin/python benchmarks/indexing.py --levers        # also sweep workers/threads/batch
+    .venv/bin/python benchmarks/indexing.py --model-only --presets multilingual --levers
+                                          # the encoder alone per mode, plus int8 variants
 
 Models are the presets' real architectures with random weights (no download; no semantics):
 speed depends on the architecture only. Both presets use the same ViT-B/32 image tower, so
@@ -16,7 +18,15 @@ preprocessing, one fp32 forward pass per photo, nothing stored. "kezhao" is
 ``index_paths`` end to end into a fresh library: scan, hash, draft decode, EXIF, quality,
 pHash, thumbnail, embedding, catalog rows and the FAISS index. "model-only" is the
 encoder's forward pass on ready batches — the ceiling for that precision.
+"ceiling" is what the whole pipeline could do if every core were busy all the time:
+cores / (non-model core-seconds per photo + model core-seconds per photo), where the
+non-model part is the pipeline's own per-photo preparation (hash, draft decode, EXIF,
+quality, pHash, thumbnail, preprocessing: ``IndexRun._prepare``) timed in CPU seconds of
+one thread, and the model part is model-only wall time x threads.
 Ratios compare measurements taken in the same repeat, one right after the other.
+
+int8 is the image tower quantised by ONNX Runtime (models/onnx_int8.py); its ONNX file is
+built once per architecture into --work and reused by later runs.
 """
 
 from __future__ import annotations
@@ -117,17 +127,47 @@ def tag_hook_seconds(encoder, folder: Path, work: Path) -> tuple[float, float]:
     return times[0], times[1]
 
 
-def model_only(encoder, count: int, batch_size: int) -> float:
+def model_only(encoder, count: int, batch_size: int, encode=None) -> float:
+    """Photos per second of the image tower alone on ready batches (``encode`` replaces
+    ``encoder.encode_preprocessed`` for the lever variants)."""
     import torch
 
+    encode = encode or encoder.encode_preprocessed
     batch = torch.randn(batch_size, 3, encoder.image_size, encoder.image_size)
-    encoder.encode_preprocessed(batch)  # warm-up: first call initialises kernels
+    encode(batch)  # warm-up: first call initialises kernels (and ONNX Runtime's session)
     done = 0
     started = time.perf_counter()
     while done < count:
-        encoder.encode_preprocessed(batch)
+        encode(batch)
         done += batch_size
     return done / (time.perf_counter() - started)
+
+
+def prepare_core_seconds(encoder, folder: Path, work: Path) -> float:
+    """CPU seconds of one thread per photo for everything the pipeline does per photo
+    besides the model: the content hash and ``IndexRun._prepare`` (draft decode, EXIF,
+    quality, pHash, thumbnail, preprocessing), run one photo after another."""
+    from indexer.library import open_library
+    from indexer.pipeline import IndexRun, _Candidate, content_hash
+    from indexer.scan import scan_root
+
+    root = folder.resolve()
+    library_dir = Path(tempfile.mkdtemp(prefix="library-", dir=work))
+    try:
+        with open_library(library_dir) as library:
+            run = IndexRun(library, ImageOnly(encoder), client=None, progress=None,
+                           batch_size=1, workers=1)
+            root_id = library.catalog.add_root(str(root), None).id
+            files = list(scan_root(root, skip=(library.root,)))
+            started = time.thread_time()
+            for file in files:
+                prepared = run._prepare(root, root_id, _Candidate(file, None,
+                                                                  content_hash(file.path)))
+                if prepared.error is not None:
+                    raise SystemExit(f"{file.path}: {prepared.error}")
+            return (time.thread_time() - started) / len(files)
+    finally:
+        shutil.rmtree(library_dir, ignore_errors=True)
 
 
 def decode_costs(paths: list[Path], image_size: int) -> list[tuple[str, float]]:
@@ -161,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for everything (default: one per core)")
     parser.add_argument("--levers", action="store_true",
-                        help="also measure decode modes and worker/thread/batch settings")
+                        help="also measure decode modes and worker/thread/batch settings "
+                             "(with --model-only: int8 quantisation variants instead)")
+    parser.add_argument("--model-only", action="store_true",
+                        help="measure the image tower alone per mode (quick lever sweeps)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "kezhao-bench")
     args = parser.parse_args(argv)
 
@@ -194,38 +237,166 @@ def main(argv: list[str] | None = None) -> int:
                                                          precision=mode)
         fp32 = encoders.get("fp32") or random_weight_encoder(preset, work_dir=args.work)[0]
         print(f"## {preset}: {note}")
-        rows: dict[str, dict[str, list[float]]] = {m: {} for m in args.modes}
-        naive_runs, vectors = [], {}
-        for _ in range(args.repeats):
-            naive = naive_loop(fp32, paths)
-            naive_runs.append(naive)
-            for mode in args.modes:
-                limit = model_only(encoders[mode], args.photos, batch)
-                rate, vectors[mode] = kezhao_pipeline(
-                    encoders[mode], folder, len(paths), args.work, **options
-                )
-                for key, value in (("rate", rate), ("limit", limit),
-                                   ("x_naive", rate / naive), ("x_limit", rate / limit)):
-                    rows[mode].setdefault(key, []).append(value)
-        med = statistics.median
-        print(f"naive loop (full decode, open_clip preprocess, fp32, one by one): "
-              f"{med(naive_runs):.1f} photos/s")
-        print("| mode | kezhao photos/s | model-only photos/s | kezhao / naive | "
-              "kezhao / model-only | min cosine to fp32 |")
-        print("|---|---|---|---|---|---|")
-        for mode in args.modes:
-            r = {k: med(v) for k, v in rows[mode].items()}
-            cosine = _min_cosine(vectors.get("fp32"), vectors[mode])
-            print(f"| {mode} | {r['rate']:.1f} | {r['limit']:.1f} | {r['x_naive']:.2f}x | "
-                  f"{r['x_limit']:.0%} | {cosine} |")
-        first, later = tag_hook_seconds(encoders[args.modes[0]], folder, args.work)
-        print(f"tag-suggestion hook ({args.modes[0]}), not in the rates above: "
-              f"{first:.1f} s on a library's first run (encodes the tag vocabulary), "
-              f"{later:.2f} s for {len(paths)} photos afterwards\n")
-        if args.levers:
-            _levers(fp32, encoders, paths, folder, args, options)
-            args.levers = False  # the image tower is shared: sweep once
+        if args.model_only:
+            _model_only_table(fp32, encoders, paths, args, batch)
+        else:
+            _pipeline_table(fp32, encoders, paths, folder, args, options)
+            if args.levers:
+                _levers(fp32, encoders, paths, folder, args, options)
+        args.levers = False  # the image tower is shared: sweep once
     return 0
+
+
+def _pipeline_table(fp32, encoders, paths, folder, args, options) -> None:
+    import torch
+
+    batch = options["batch_size"]
+    cores = os.cpu_count() or 1
+    model_threads = options["model_threads"] or torch.get_num_threads()
+    rows: dict[str, dict[str, list[float]]] = {m: {} for m in args.modes}
+    naive_runs, prepare_runs, vectors = [], [], {}
+    for _ in range(args.repeats):
+        naive = naive_loop(fp32, paths)
+        naive_runs.append(naive)
+        prepare = prepare_core_seconds(fp32, folder, args.work)
+        prepare_runs.append(prepare)
+        for mode in args.modes:
+            limit = model_only(encoders[mode], args.photos, batch)
+            rate, vectors[mode] = kezhao_pipeline(
+                encoders[mode], folder, len(paths), args.work, **options
+            )
+            ceiling = cores / (prepare + model_threads / limit)
+            for key, value in (("rate", rate), ("limit", limit), ("ceiling", ceiling),
+                               ("model_ms", 1000 * model_threads / limit),
+                               ("x_naive", rate / naive), ("x_limit", rate / limit),
+                               ("x_ceiling", rate / ceiling)):
+                rows[mode].setdefault(key, []).append(value)
+    med = statistics.median
+    print(f"naive loop (full decode, open_clip preprocess, fp32, one by one): "
+          f"{med(naive_runs):.1f} photos/s")
+    print(f"non-model work per photo (hash + IndexRun._prepare, one thread): "
+          f"{1000 * med(prepare_runs):.1f} core-ms; {cores} cores, model on "
+          f"{model_threads} threads")
+    print("| mode | kezhao photos/s | model-only photos/s | kezhao / naive | "
+          "kezhao / model-only | model core-ms / photo | ceiling photos/s | "
+          "kezhao / ceiling | min cosine to fp32 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for mode in args.modes:
+        r = {k: med(v) for k, v in rows[mode].items()}
+        cosine = _min_cosine(vectors.get("fp32"), vectors[mode])
+        print(f"| {mode} | {r['rate']:.1f} | {r['limit']:.1f} | {r['x_naive']:.2f}x | "
+              f"{r['x_limit']:.0%} | {r['model_ms']:.1f} | {r['ceiling']:.1f} | "
+              f"{r['x_ceiling']:.0%} | {cosine} |")
+    first, later = tag_hook_seconds(encoders[args.modes[0]], folder, args.work)
+    print(f"tag-suggestion hook ({args.modes[0]}), not in the rates above: "
+          f"{first:.1f} s on a library's first run (encodes the tag vocabulary), "
+          f"{later:.2f} s for {len(paths)} photos afterwards\n")
+
+
+def _model_only_table(fp32, encoders, paths, args, batch: int) -> None:
+    """The image tower alone: photos/s at ``batch`` (median of repeats, interleaved),
+    cosine to fp32 on the real-content photos, and how much a photo's vector moves when
+    it is encoded alone instead of inside its batch."""
+    import torch
+
+    pixels = torch.stack([fp32.preprocess(image) for image in _decoded(paths, fp32)])
+    runners = {mode: encoders[mode].encode_preprocessed for mode in args.modes}
+    if args.levers:
+        runners.update(_int8_levers(fp32, args.work))
+    reference = _batched(fp32.encode_preprocessed, pixels, batch)
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(args.repeats):
+        for name, encode in runners.items():
+            rates[name].append(model_only(fp32, args.photos, batch, encode))
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    print(f"| variant | model-only photos/s (batch {batch}) | runs | min (mean) cosine to "
+          "fp32 | min cosine, alone vs in its batch |")
+    print("|---|---|---|---|---|")
+    for name, encode in runners.items():
+        vectors = _batched(encode, pixels, batch)
+        cosines = np.sum(reference * vectors, axis=1)
+        alone = np.concatenate([encode(pixels[i : i + 1]) for i in range(8)])
+        moved = np.sum(alone * vectors[:8], axis=1)
+        runs = ", ".join(f"{r:.1f}" for r in rates[name])
+        print(f"| {name} | {statistics.median(rates[name]):.1f} | {runs} | "
+              f"{cosines.min():.5f} ({cosines.mean():.5f}) | {moved.min():.5f} |")
+    print()
+
+
+def _decoded(paths: list[Path], encoder) -> list:
+    """The photos as the pipeline decodes them for the model (draft, >= 384 px)."""
+    from indexer.decode import decode_photo
+
+    return [decode_photo(p, min_side=max(encoder.image_size, 384)).image for p in paths]
+
+
+def _batched(encode, pixels, batch: int) -> np.ndarray:
+    return np.concatenate([encode(pixels[i : i + batch]) for i in range(0, len(pixels), batch)])
+
+
+def _int8_levers(fp32, work: Path) -> dict:
+    """Other ways to get an int8 image tower, to show what the defaults won against."""
+    import copy
+    import dataclasses
+    import warnings
+
+    import torch
+
+    from models import onnx_int8
+
+    def normalised(features) -> np.ndarray:
+        features = np.asarray(features, dtype=np.float32)
+        return features / np.linalg.norm(features, axis=1, keepdims=True)
+
+    def ort(tower):
+        return lambda batch: normalised(tower(batch.numpy()))
+
+    visual = fp32._model.visual
+    folder = work / "int8-levers" / onnx_int8.weights_digest(visual)[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    default = onnx_int8.DEFAULT_OPTIONS
+    variants = {
+        "int8, per-tensor weight scales": dataclasses.replace(default, per_channel=False),
+        "int8, u8 weights": dataclasses.replace(default, weight_type="QUInt8"),
+        "int8, reduce_range": dataclasses.replace(default, reduce_range=True),
+        "int8, fused attention left fp32": dataclasses.replace(default,
+                                                               op_types=("MatMul", "Gemm")),
+    }
+    runners = {}
+    for label, options in variants.items():
+        path = folder / f"{label.split(', ')[1].replace(' ', '-')}.onnx"
+        if not path.exists():
+            onnx_int8.build_int8_file(visual, path, options)
+        runners[label] = ort(onnx_int8.Int8ImageTower(path))
+    # As torch exports it: nn.MultiheadAttention's generic graph and a quantised Conv.
+    plain = folder / "as-exported.onnx"
+    if not plain.exists():
+        exported = folder / "as-exported-fp32.onnx"
+        example = torch.zeros(1, 3, fp32.image_size, fp32.image_size)
+        with onnx_int8._no_fused_attention(), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(copy.deepcopy(visual).float(), (example,), str(exported),
+                              dynamo=False, opset_version=onnx_int8.OPSET,
+                              input_names=["pixels"], output_names=["features"],
+                              dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}})
+        onnx_int8.quantise(exported, plain, dataclasses.replace(
+            default, per_channel=False, op_types=("MatMul", "Gemm", "Conv")))
+    runners["int8, torch's own export (MHA + Conv)"] = ort(onnx_int8.Int8ImageTower(plain))
+    tower = onnx_int8.load_image_tower(visual, cache_dir=work, model_id=fp32.model_id)
+    runners["int8, one photo per call"] = lambda batch: np.concatenate(
+        [normalised(tower(batch[i : i + 1].numpy())) for i in range(len(batch))]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's eager API is deprecated
+        ao = torch.ao.quantization.quantize_dynamic(copy.deepcopy(visual).float().eval(),
+                                                    {torch.nn.Linear}, dtype=torch.qint8)
+
+    def torch_ao(batch) -> np.ndarray:
+        with torch.inference_mode():
+            return normalised(ao(batch).numpy())
+
+    runners["int8-torch (torch.ao, Linear layers only)"] = torch_ao
+    return runners
 
 
 def _min_cosine(reference: dict | None, vectors: dict) -> str:

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 # fp32: reference. bf16: weights and activations in bfloat16 (not autocast, which measured
-# slower on CPU). int8: Linear layers dynamically quantised to int8 (weights int8, activations
-# quantised per batch), everything else fp32. See docs/performance.md for what each trades.
+# slower on CPU). int8: the image tower exported to ONNX and dynamically quantised (int8
+# weights, activations quantised per call) run by ONNX Runtime (models/onnx_int8.py); the
+# text tower as the CPU's default precision. See docs/performance.md for what each trades.
 PRECISIONS = ("fp32", "bf16", "int8")
 TINY_TEST_SEED = 0
 TEXT_CACHE_SIZE = 256
@@ -70,7 +71,7 @@ class ClipEncoder:
     Outputs are float32, L2-normalised numpy arrays of shape ``(n, dim)``, so cosine
     similarity is a dot product. ``model_id`` identifies the weights; the catalog stores it
     so vectors from different models are never mixed. It does not include ``precision``:
-    bf16 and fp32 vectors of one model are interchangeable.
+    fp32, bf16 and int8 vectors of one model are interchangeable (within cosine ~0.9998).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class ClipEncoder:
         dim: int,
         precision: str,
         device: str,
+        image_tower: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.model_id = model_id
         self.preset = preset
@@ -94,6 +96,7 @@ class ClipEncoder:
         self.precision = precision
         self.device = device
         self._model = model
+        self._image_tower = image_tower
         self._preprocess = _without_torch_ops(preprocess)
         self._tokenizer = tokenizer
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -117,6 +120,8 @@ class ClipEncoder:
 
         if batch.shape[0] == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._image_tower is not None:
+            return _normalised_rows(self._image_tower(batch.numpy()))
         with torch.inference_mode():
             pixels = batch.to(self.device, dtype=_torch_dtype(self.precision))
             features = self._model.encode_image(pixels)
@@ -253,17 +258,20 @@ def load_encoder(
             f"{error} The files in {cache_dir} may be damaged: delete them and run "
             f"`kezhao models download {spec.name}`."
         ) from error
+    model_id = _model_id(spec, checkpoint)
+    image_tower = _image_tower(model, precision, device, cache_dir, model_id)
     model = _finish_model(model, precision, device)
     return ClipEncoder(
         model=model,
         preprocess=preprocess,
         tokenizer=tokenizer,
         preset=spec,
-        model_id=_model_id(spec, checkpoint),
+        model_id=model_id,
         image_size=_image_size(model),
         dim=int(_open_clip_config(spec.arch)["embed_dim"]),
         precision=precision,
         device=device,
+        image_tower=image_tower,
     )
 
 
@@ -546,39 +554,39 @@ def _seeded(seed: int) -> Iterator[None]:
 
 
 def _finish_model(model: Any, precision: str, device: str) -> Any:
-    """Move to device, convert weights for the precision (no autocast), switch to eval mode."""
+    """Move to device, convert weights for the precision (no autocast), switch to eval mode.
+
+    For int8 the torch model keeps only the text side's job, in the CPU's default precision;
+    its image tower was handed to ONNX Runtime first (:func:`_image_tower`).
+    """
     import torch
 
     model = model.to(device)
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    if precision == "bf16":
+    if _text_precision(precision) == "bf16":
         model = model.to(torch.bfloat16)
-    elif precision == "int8":
-        model = _quantise_linear_layers(model, device)
     return model
 
 
-def _quantise_linear_layers(model: Any, device: str) -> Any:
-    """Dynamic int8 quantisation of every ``nn.Linear`` (the MLPs and projections, most of
-    a ViT's work); attention's fused input projection and the patch convolution stay fp32.
+def _text_precision(precision: str) -> str:
+    """The torch precision of the text tower: int8 only changes the image tower."""
+    return default_precision() if precision == "int8" else precision
 
-    torch.ao's eager API is deprecated in favour of torchao, which kezhao does not depend
-    on; it still ships with torch, and its warning would only confuse users.
-    """
-    import warnings
 
-    import torch
-
+def _image_tower(
+    model: Any, precision: str, device: str, cache_dir: Path, model_id: str
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The ONNX Runtime int8 image tower for ``precision="int8"`` (else None), built from
+    the still-fp32 ``model.visual`` and cached in ``cache_dir``."""
+    if precision != "int8":
+        return None
     if device != "cpu":
         raise ModelError("int8 precision runs on the CPU only; use bf16 or fp32 on a GPU.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantised = torch.ao.quantization.quantize_dynamic(
-            model, {torch.nn.Linear}, dtype=torch.qint8
-        )
-    return quantised.eval()
+    from models.onnx_int8 import load_image_tower
+
+    return load_image_tower(model.visual, cache_dir=cache_dir, model_id=model_id)
 
 
 def _build_tokenizer(
@@ -703,7 +711,7 @@ def _encode_tokens(model: Any, tokens: torch.Tensor) -> torch.Tensor:
         return model.encode_text(tokens)
     length = tokens.shape[1]
     # The positional table's dtype is the tower's compute dtype; open_clip asks a Linear's
-    # weight instead, which int8-quantised layers no longer have.
+    # weight instead, which a quantised layer would not have.
     cast_dtype = model.positional_embedding.dtype
     x = model.token_embedding(tokens).to(cast_dtype)
     x = x + model.positional_embedding[:length].to(cast_dtype)
@@ -723,6 +731,13 @@ def _torch_dtype(precision: str) -> torch.dtype:
     import torch
 
     return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def _normalised_rows(features: np.ndarray) -> np.ndarray:
+    """Unit-length float32 rows of a numpy feature array (the ONNX Runtime path)."""
+    features = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, np.float32(1e-12))
 
 
 def _normalised_numpy(features: torch.Tensor) -> np.ndarray:

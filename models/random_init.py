@@ -29,6 +29,7 @@ from models.encoder import (
     _finish_model,
     _hf_text_repo,
     _image_size,
+    _image_tower,
     _open_clip_config,
 )
 from models.presets import get_preset
@@ -91,7 +92,8 @@ def random_weight_encoder(
     """The preset's architecture and preprocessing with seeded random weights, offline.
 
     Returns the encoder and a one-line note on what stands in for the real thing (shown in
-    benchmark output). ``work_dir`` receives the HF text config when the preset needs one.
+    benchmark output). ``work_dir`` receives the HF text config when the preset needs one,
+    and the cached ONNX file of the int8 image tower.
     """
     spec = get_preset(preset)
     text_repo = _hf_text_repo(spec.arch) if spec.pretrained is not None else None
@@ -110,17 +112,20 @@ def random_weight_encoder(
             pad=config.pad_token_id,
             context_length=_open_clip_config(spec.arch)["text_cfg"].get("context_length", 77),
         )
+    model_id = f"{spec.name}:{spec.arch}@random-weights"
+    image_tower = _image_tower(model, precision, device, Path(work_dir), model_id)
     model = _finish_model(model, precision, device)
     encoder = ClipEncoder(
         model=model,
         preprocess=preprocess,
         tokenizer=tokenizer,
         preset=dataclasses.replace(spec, is_test=True),
-        model_id=f"{spec.name}:{spec.arch}@random-weights",
+        model_id=model_id,
         image_size=_image_size(model),
         dim=int(_open_clip_config(spec.arch)["embed_dim"]),
         precision=precision,
         device=device,
+        image_tower=image_tower,
     )
     return encoder, note
 
