@@ -273,7 +273,11 @@ def _pipeline_table(fp32, encoders, paths, folder, args, options) -> None:
                 rows[mode].setdefault(key, []).append(value)
     med = statistics.median
     print(f"naive loop (full decode, open_clip preprocess, fp32, one by one): "
-          f"{med(naive_runs):.1f} photos/s")
+          f"{med(naive_runs):.1f} photos/s (repeats: "
+          f"{', '.join(f'{n:.1f}' for n in naive_runs)})")
+    for mode in args.modes:
+        spread = ", ".join(f"{x:.2f}x" for x in rows[mode]["x_naive"])
+        print(f"kezhao / naive per repeat, {mode}: {spread}")
     print(f"non-model work per photo (hash + IndexRun._prepare, one thread): "
           f"{1000 * med(prepare_runs):.1f} core-ms; {cores} cores, model on "
           f"{model_threads} threads")
