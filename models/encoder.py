@@ -258,7 +258,18 @@ def load_encoder(
             f"{error} The files in {cache_dir} may be damaged: delete them and run "
             f"`kezhao models download {spec.name}`."
         ) from error
-    model_id = _model_id(spec, checkpoint)
+    return _assemble_encoder(
+        model, preprocess, tokenizer, spec, _model_id(spec, checkpoint),
+        precision=precision, device=device, cache_dir=cache_dir,
+    )
+
+
+def _assemble_encoder(
+    model: Any, preprocess: Any, tokenizer: Any, spec: ModelPreset, model_id: str, *,
+    precision: str, device: str, cache_dir: Path,
+) -> ClipEncoder:
+    """An encoder from a freshly built fp32 ``model``: the int8 image tower is taken from
+    it before its weights are converted for ``precision`` (shared with random_init)."""
     image_tower = _image_tower(model, precision, device, cache_dir, model_id)
     model = _finish_model(model, precision, device)
     return ClipEncoder(

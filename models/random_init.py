@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING
 
 from models.encoder import (
     ClipEncoder,
+    _assemble_encoder,
     _build_model,
     _build_tokenizer,
-    _finish_model,
     _hf_text_repo,
-    _image_size,
-    _image_tower,
     _open_clip_config,
 )
 from models.presets import get_preset
@@ -112,20 +110,10 @@ def random_weight_encoder(
             pad=config.pad_token_id,
             context_length=_open_clip_config(spec.arch)["text_cfg"].get("context_length", 77),
         )
-    model_id = f"{spec.name}:{spec.arch}@random-weights"
-    image_tower = _image_tower(model, precision, device, Path(work_dir), model_id)
-    model = _finish_model(model, precision, device)
-    encoder = ClipEncoder(
-        model=model,
-        preprocess=preprocess,
-        tokenizer=tokenizer,
-        preset=dataclasses.replace(spec, is_test=True),
-        model_id=model_id,
-        image_size=_image_size(model),
-        dim=int(_open_clip_config(spec.arch)["embed_dim"]),
-        precision=precision,
-        device=device,
-        image_tower=image_tower,
+    encoder = _assemble_encoder(
+        model, preprocess, tokenizer, dataclasses.replace(spec, is_test=True),
+        f"{spec.name}:{spec.arch}@random-weights",
+        precision=precision, device=device, cache_dir=Path(work_dir),
     )
     return encoder, note
 
